@@ -354,7 +354,8 @@ def _numbers(data: WeekData, this_week, last_week) -> dict:
 _MONTHS = ("january february march april may june july august september october november "
            "december").split()
 _DATE = re.compile(
-    r"\b(?:(?P<month>" + "|".join(m.capitalize() for m in _MONTHS) + r"|Sept|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\.?"
+    r"\b(?:(?P<month>" + "|".join(m.capitalize() for m in _MONTHS)
+    + r"|Sept|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\.?"
     r"(?:\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?)?(?:,?\s+(?P<year>20\d\d))?"
     r"|(?P<quarter>first|second|third|fourth)\s+quarter(?:\s+of\s+(?P<qyear>20\d\d))?"
     r"|Q(?P<qnum>[1-4])\s+(?P<qnumyear>20\d\d)"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -149,36 +148,6 @@ def _jsonl_item(line: str, number: int) -> tuple[str, str]:
 
 
 @command()
-@config_option
-@click.argument("sql")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV output")
-@click.option("--json", "fmt", flag_value="json", help="a JSON array of objects")
-@click.option("--jsonl", "fmt", flag_value="jsonl", help="one JSON object per line")
-@click.option("--table", "fmt", flag_value="table", help="aligned table (default on a terminal)")
-@click.option("-p", "--param", "params", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="named parameter for :NAME in the SQL; may repeat")
-@click.option("--timeout", default=30.0, show_default=True, help="seconds before the query is stopped")
-@click.pass_context
-def query(ctx, sql, fmt, params, timeout):
-    """Read-only SQL on the database."""
-    from . import access
-    config = load_config(ctx)
-    columns, rows = access.run_query(config.db_path, sql, dict(params), timeout)
-    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
-    click.echo(access.format_rows(columns, rows, fmt), nl=False)
-
-
-@command()
-@config_option
-@click.pass_context
-def status(ctx):
-    """Feed health, last runs, counts, next scheduled runs."""
-    from . import access
-    config = load_config(ctx)
-    click.echo(access.status_report(config, open_database(config), datetime.now(timezone.utc)))
-
-
-@command()
 @click.option("--dir", "directory", default="out/demo", show_default=True, type=click.Path(file_okay=False),
               help="where the demo database, config and briefing go")
 def demo(directory):
@@ -186,3 +155,7 @@ def demo(directory):
     from . import demo as demo_module
     path = demo_module.run_demo(Path(directory))
     click.echo(f"\nbriefing: {path.resolve()}")
+
+
+# Commands of other areas register themselves on `main` when imported.
+from . import cli_access  # noqa: E402,F401

@@ -14,7 +14,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 from . import brief, config as config_module, jobs, store

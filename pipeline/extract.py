@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import spacy
 from spacy.language import Language

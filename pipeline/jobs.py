@@ -10,7 +10,7 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import click

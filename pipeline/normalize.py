@@ -25,7 +25,9 @@ FEED_CONTENT_TYPES = ("xml", "rss", "atom", "rdf", "json")
 MAX_TITLE = 500
 MAX_TEXT = 200_000
 
-_BLOCK_TAG = re.compile(r"<\s*/?\s*(p|br|div|li|ul|ol|h[1-6]|tr|td|blockquote|pre|section|article|figure|figcaption|hr)\b[^>]*>", re.I)
+_BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(p|br|div|li|ul|ol|h[1-6]|tr|td|blockquote|pre|section|article|figure|figcaption|hr)\b[^>]*>",
+    re.I)
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _NEWLINES = re.compile(r"\s*\n\s*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -99,6 +99,10 @@ def similarity(a: StoryInput, b: StoryInput, va: dict[str, float], vb: dict[str,
     return TEXT_WEIGHT * text + (1 - TEXT_WEIGHT) * overlap
 
 
+def _centrality(i: int, members: list[int], scores: dict[tuple[int, int], float]) -> float:
+    return sum(scores[(min(i, j), max(i, j))] for j in members if j != i)
+
+
 def cluster(items: list[StoryInput], threshold: float = THRESHOLD) -> list[Story]:
     """Group items into stories, biggest first; each story's centre is its most central item."""
     if not items:
@@ -125,9 +129,7 @@ def cluster(items: list[StoryInput], threshold: float = THRESHOLD) -> list[Story
         groups.setdefault(root(i), []).append(i)
     stories = []
     for members in groups.values():
-        def centrality(i: int) -> float:
-            return sum(scores[(min(i, j), max(i, j))] for j in members if j != i)
-        centre = max(members, key=lambda i: (centrality(i), -i))
+        centre = max(members, key=lambda i: (_centrality(i, members, scores), -i))
         stories.append(Story([items[i] for i in members], items[centre]))
     stories.sort(key=lambda s: (-len(s.outlets), -len(s.members), s.centre.published_at))
     return stories

@@ -34,9 +34,11 @@ def test_config_is_frozen(tmp_path):
      'config.toml: schedule.collect: "*/61 * * * *" is not a valid cron expression'),
     ('[collect]\nconcurency = 3\n', "config.toml: collect.concurency: unknown key"),
     ('[collect]\ntimeout_s = "fast"\n', "config.toml: collect.timeout_s: expected a number"),
-    ('[[feeds]]\nname = "x"\nurl = "file:///etc/passwd"\n', 'config.toml: feeds[0].url: "file:///etc/passwd" is not an http(s) URL'),
+    ('[[feeds]]\nname = "x"\nurl = "file:///etc/passwd"\n',
+     'config.toml: feeds[0].url: "file:///etc/passwd" is not an http(s) URL'),
     ('[email]\nsecurity = "tls"\n', "config.toml: email.security: 'tls' is not one of ssl, starttls, none"),
-    ('[schedule]\ntimezone = "Mars/Olympus"\n', 'config.toml: schedule.timezone: "Mars/Olympus" is not a known time zone'),
+    ('[schedule]\ntimezone = "Mars/Olympus"\n',
+     'config.toml: schedule.timezone: "Mars/Olympus" is not a known time zone'),
     ('[datbase]\npath = "x"\n', "config.toml: datbase: unknown key"),
     ('[[feeds]]\nurl = "https://a.example/"\n', "config.toml: feeds[0].name: required key is missing"),
     ('[collect]\nconcurrency = 0\n', "config.toml: collect.concurrency: must be greater than 0"),
@@ -54,10 +56,10 @@ def test_bad_config_exits_2_with_one_line(tmp_path, chipwatch):
     path.write_text('[schedule]\ncollect = "*/61 * * * *"\n', encoding="utf-8")
     result = chipwatch(path, "status")
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [
-        'chipwatch: config.toml: schedule.collect: "*/61 * * * *" is not a valid cron expression '
-        "(Error validating expression '*/61': the step value (61) is higher than the total range of the expression (59))"
-    ]
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        'chipwatch: config.toml: schedule.collect: "*/61 * * * *" is not a valid cron expression')
 
 
 def test_missing_config_says_where_it_looked(tmp_path, chipwatch, monkeypatch):

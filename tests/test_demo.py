@@ -65,7 +65,8 @@ def test_the_syndicated_story_is_one_story_and_b200_events_are_two(demo):
     trainium = [t for t in stories if "Trainium2" in t and "generally available" in t]
     assert len(trainium) == 1 and stories[trainium[0]] == 4
     b200 = db.execute(
-        "SELECT COUNT(DISTINCT story_id) FROM articles WHERE title LIKE '% B200%' AND title NOT LIKE '%GB200%' AND week = '2024-W30'"
+        "SELECT COUNT(DISTINCT story_id) FROM articles "
+        "WHERE title LIKE '% B200%' AND title NOT LIKE '%GB200%' AND week = '2024-W30'"
     ).fetchone()[0]
     assert b200 == 2
 
