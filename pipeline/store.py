@@ -112,8 +112,16 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
 
 
 def checkpoint(db: sqlite_utils.Database) -> None:
-    """Fold the WAL back into the main file so it does not grow without bound."""
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    """Fold the WAL back into the main file so it does not grow without bound.
+
+    TRUNCATE waits for readers through the busy handler, so it gets one second: a reader that
+    holds a snapshot (an analyst in Datasette) never stalls the job; the next run finishes it.
+    """
+    db.execute("PRAGMA busy_timeout = 1000")
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 # ---- feeds -------------------------------------------------------------------------------
