@@ -135,6 +135,8 @@ async def fetch(http: httpx.AsyncClient, url: str, policy: FetchPolicy, *, guard
         result.error = str(exc)
     except httpx.TooManyRedirects as exc:
         result.error = str(exc)
+    except httpx.InvalidURL as exc:
+        result.error = f"refused: invalid URL ({exc})"
     except httpx.HTTPError as exc:
         result.error = _describe(exc)
     except OSError as exc:
@@ -168,7 +170,7 @@ async def _follow(http: httpx.AsyncClient, url: str, policy: FetchPolicy, guard:
                 continue
             if 200 <= response.status_code < 300:
                 result.body = await _read_capped(response, policy.max_bytes)
-            else:
+            elif response.status_code != 304:
                 result.error = _status_error(response)
             return
     raise httpx.TooManyRedirects(f"too many redirects (more than {MAX_REDIRECTS})")

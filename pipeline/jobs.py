@@ -52,6 +52,9 @@ def collect_job(config: Config, names: list[str] | None = None) -> collect.Colle
         unknown = sorted(set(names) - {f.name for f in config.feeds})
         if unknown:
             raise UsageError(f"--feed: no feed named {', '.join(map(repr, unknown))} in {config.path.name}")
+    warning = collect.expat_warning()
+    if warning:
+        say(warning)
     db = store.open_db(config.db_path)
     with recorded_run(db, "collect") as run:
         total = len(names) if names else len(config.feeds)

@@ -85,6 +85,23 @@ class ParsedFeed:
     entries: list[Entry]
     bozo: str | None
     error: str | None
+    ttl_s: float | None = None
+
+
+_INTERNAL_SUBSET = re.compile(rb"(<!DOCTYPE[^\[>]*)\[.*?\]\s*>", re.S | re.I)
+
+
+def defuse_dtd(body: bytes) -> bytes:
+    """Drop a DOCTYPE's internal subset when it declares entities.
+
+    No real feed needs its own entity declarations; they are how entity-expansion bombs
+    ("billion laughs") and external entities (file:///etc/...) get in. Without them an entity
+    reference stays literal text. Expat's own amplification limit still guards other encodings.
+    """
+    head = body[:65536]
+    if b"<!ENTITY" not in head.upper():
+        return body
+    return _INTERNAL_SUBSET.sub(rb"\1>", head, count=1) + body[65536:]
 
 
 def looks_like_feed(body: bytes, content_type: str) -> bool:
@@ -99,18 +116,22 @@ def looks_like_feed(body: bytes, content_type: str) -> bool:
     return any(kind in content_type for kind in FEED_CONTENT_TYPES)
 
 
-def parse_feed(body: bytes, url: str, content_type: str = "", tz: ZoneInfo | None = None,
+def parse_feed(body: bytes, url: str, content_type_header: str = "", tz: ZoneInfo | None = None,
                now: datetime | None = None) -> ParsedFeed:
-    """Parse feed bytes into normalized entries. Never raises on bad input."""
+    """Parse feed bytes into normalized entries. Never raises on bad input.
+
+    `content_type_header` is the whole header (its charset matters to feedparser).
+    """
     tz = tz or ZoneInfo("UTC")
     now = now or datetime.now(timezone.utc)
+    content_type = content_type_header.split(";")[0].strip().lower()
     if not looks_like_feed(body, content_type):
         kind = "empty body" if not body.strip() else f"content type {content_type or 'unknown'}"
         return ParsedFeed("", [], None, f"not a feed ({kind})")
     headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
-    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True,
+    if content_type_header:
+        headers["content-type"] = content_type_header
+    parsed = feedparser.parse(defuse_dtd(body), response_headers=headers, sanitize_html=True,
                               resolve_relative_uris=True)
     bozo = one_line(str(parsed.get("bozo_exception", "")))[:200] if parsed.get("bozo") else None
     if not parsed.get("version") and not parsed.entries:
@@ -118,7 +139,13 @@ def parse_feed(body: bytes, url: str, content_type: str = "", tz: ZoneInfo | Non
                           + (f"; {bozo}" if bozo else "") + ")")
     feed_title = one_line(html_to_text(parsed.feed.get("title", "")))
     entries = [normalize_entry(e, url, tz, now) for e in parsed.entries]
-    return ParsedFeed(feed_title, [e for e in entries if e is not None], bozo, None)
+    return ParsedFeed(feed_title, [e for e in entries if e is not None], bozo, None, _ttl_s(parsed.feed))
+
+
+def _ttl_s(feed) -> float | None:
+    """RSS <ttl> is minutes the feed asks clients to wait between fetches."""
+    value = str(feed.get("ttl", "")).strip()
+    return float(value) * 60 if value.isdigit() else None
 
 
 def normalize_entry(raw, feed_url: str, tz: ZoneInfo, now: datetime) -> Entry | None:

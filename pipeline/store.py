@@ -209,20 +209,13 @@ def save_entries_in(conn: sqlite3.Connection, feed_id: int, entries: Iterable[En
     for entry in entries:
         existing = _find_article(conn, feed_id, entry)
         if existing is None:
-            cursor = conn.execute(
-                "INSERT INTO articles (url, guid, feed_id, title, summary, content, author, "
-                "published_at, week, fetched_at, content_hash, identity_hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry.url, entry.guid, feed_id, entry.title, entry.summary, entry.stored_content,
-                 entry.author, entry.published_at, entry.week, now, entry.content_hash,
-                 entry.identity_hash),
-            )
-            article_id = cursor.lastrowid
+            article_id = _insert_article(conn, feed_id, entry, now)
             result.new += 1
         else:
-            article_id, old_hash = existing
-            if old_hash != entry.content_hash and _owns(conn, article_id, feed_id):
-                _update_article(conn, article_id, entry, now)
+            article_id = existing["id"]
+            if _owns(existing, feed_id) and _changed(existing, entry):
+                _update_article(conn, article_id, entry, now,
+                                reextract=existing["content_hash"] != entry.content_hash)
                 result.updated += 1
             else:
                 result.unchanged += 1
@@ -234,28 +227,43 @@ def save_entries_in(conn: sqlite3.Connection, feed_id: int, entries: Iterable[En
     return result
 
 
-def _owns(conn: sqlite3.Connection, article_id: int, feed_id: int) -> bool:
+def _insert_article(conn: sqlite3.Connection, feed_id: int, entry: Entry, now: str) -> int:
+    cursor = conn.execute(
+        "INSERT INTO articles (url, guid, feed_id, title, summary, content, author, "
+        "published_at, week, fetched_at, content_hash, identity_hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry.url, entry.guid, feed_id, entry.title, entry.summary, entry.stored_content,
+         entry.author, entry.published_at, entry.week, now, entry.content_hash,
+         entry.identity_hash),
+    )
+    return cursor.lastrowid
+
+
+def _changed(existing: dict, entry: Entry) -> bool:
+    return (existing["content_hash"] != entry.content_hash or existing["guid"] != entry.guid
+            or existing["url"] != entry.url)
+
+
+def _owns(existing: dict, feed_id: int) -> bool:
     """Only the feed an article first came from may rewrite it (no ping-pong between feeds)."""
-    row = conn.execute("SELECT feed_id FROM articles WHERE id = ?", (article_id,)).fetchone()
-    return row is not None and row[0] == feed_id
+    return existing["feed_id"] == feed_id
 
 
-def _find_article(conn: sqlite3.Connection, feed_id: int, entry: Entry) -> tuple[int, str] | None:
-    row = conn.execute("SELECT id, content_hash FROM articles WHERE url = ?", (entry.url,)).fetchone()
-    if row is None and entry.guid:
-        row = conn.execute(
-            "SELECT id, content_hash FROM articles WHERE feed_id = ? AND guid = ?",
-            (feed_id, entry.guid),
-        ).fetchone()
-    if row is None:
-        row = conn.execute(
-            "SELECT id, content_hash FROM articles WHERE identity_hash = ?",
-            (entry.identity_hash,),
-        ).fetchone()
-    return (row[0], row[1]) if row else None
+def _find_article(conn: sqlite3.Connection, feed_id: int, entry: Entry) -> dict | None:
+    columns = "id, url, guid, feed_id, content_hash"
+    lookups = [("url = ?", (entry.url,))]
+    if entry.guid:
+        lookups.append(("feed_id = ? AND guid = ?", (feed_id, entry.guid)))
+    lookups.append(("identity_hash = ?", (entry.identity_hash,)))
+    for where, params in lookups:
+        row = conn.execute(f"SELECT {columns} FROM articles WHERE {where}", params).fetchone()
+        if row:
+            return dict(zip(("id", "url", "guid", "feed_id", "content_hash"), row))
+    return None
 
 
-def _update_article(conn: sqlite3.Connection, article_id: int, entry: Entry, now: str) -> None:
+def _update_article(conn: sqlite3.Connection, article_id: int, entry: Entry, now: str,
+                    reextract: bool) -> None:
     url_taken = conn.execute(
         "SELECT 1 FROM articles WHERE url = ? AND id != ?", (entry.url, article_id)
     ).fetchone()
@@ -263,10 +271,11 @@ def _update_article(conn: sqlite3.Connection, article_id: int, entry: Entry, now
         "UPDATE articles SET url = CASE WHEN ? THEN url ELSE ? END, guid = ?, title = ?, "
         "summary = ?, content = ?, author = ?, published_at = COALESCE(?, published_at), "
         "week = COALESCE(?, week), updated_at = ?, content_hash = ?, identity_hash = ?, "
-        "extracted_at = NULL, extractor_version = NULL WHERE id = ?",
+        "extracted_at = CASE WHEN ? THEN NULL ELSE extracted_at END, "
+        "extractor_version = CASE WHEN ? THEN NULL ELSE extractor_version END WHERE id = ?",
         (bool(url_taken), entry.url, entry.guid, entry.title, entry.summary, entry.stored_content,
          entry.author, entry.published_at, entry.week, now, entry.content_hash,
-         entry.identity_hash, article_id),
+         entry.identity_hash, reextract, reextract, article_id),
     )
 
 
