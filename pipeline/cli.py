@@ -158,4 +158,5 @@ def demo(directory):
 
 
 # Commands of other areas register themselves on `main` when imported.
+from . import cli_feeds  # noqa: E402,F401
 from . import cli_access  # noqa: E402,F401
