@@ -177,7 +177,7 @@ async def _collect_async(config: Config, db: sqlite_utils.Database, rows: list[d
         writer = asyncio.create_task(_writer(db, queue, outcomes, progress))
         async def one(row: dict) -> None:
             host = urlsplit(row["url"]).hostname or ""
-            async with pool, hosts[host]:
+            async with hosts[host], pool:   # a task waiting for its host holds no pool slot
                 item = await _fetch_feed(http, row, policy, tz, db)
             await queue.put(item)
         await asyncio.gather(*(one(r) for r in rows))
