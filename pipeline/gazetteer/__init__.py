@@ -67,6 +67,9 @@ class Lexicon:
     strong: tuple[str, ...]
     weak: tuple[str, ...]
     off_topic: tuple[str, ...]
+    ai: tuple[str, ...]
+    chip_companies: tuple[str, ...]
+    ai_companies: tuple[str, ...]
     themes: tuple[Theme, ...]
     forward: tuple[str, ...]
     person_cues: tuple[str, ...] = ()
@@ -119,6 +122,9 @@ def _lexicon(raw: dict) -> Lexicon:
         chip_context=_tuple(raw.get("chip_context")),
         strong=_tuple(relevance.get("strong")), weak=_tuple(relevance.get("weak")),
         off_topic=_tuple(relevance.get("off_topic")),
+        ai=_tuple(relevance.get("ai")),
+        chip_companies=_tuple(relevance.get("chip_companies")),
+        ai_companies=_tuple(relevance.get("ai_companies")),
         themes=tuple(Theme(t["id"], t["title"], _tuple(t.get("phrases"))) for t in raw.get("theme", [])),
         forward=_tuple(raw.get("forward", {}).get("phrases")),
         person_cues=_tuple(raw.get("disambiguation", {}).get("person_cues")),
