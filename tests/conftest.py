@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from pipeline import cli
 
+from .smtp_server import smtp  # noqa: F401 - a fixture for every test module
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
