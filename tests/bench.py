@@ -10,9 +10,11 @@ import importlib
 import os
 import platform
 import pkgutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import benchmarks
 
@@ -23,6 +25,15 @@ class Figure:
     value: float
     unit: str
     target: str
+
+
+def peak_memory_mb(code: str) -> float:
+    """Run Python code in a fresh process; its peak resident memory (VmHWM, reset at exec)."""
+    probe = code + ("\nprint('VmHWM', next(l.split()[1] for l in open('/proc/self/status') "
+                    "if l.startswith('VmHWM')))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    return int(out.rsplit("VmHWM", 1)[1].split()[0]) / 1024
 
 
 def machine() -> str:

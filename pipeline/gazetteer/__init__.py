@@ -7,6 +7,7 @@ aliases; anything else is added.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import tomllib
@@ -73,6 +74,7 @@ class Lexicon:
     themes: tuple[Theme, ...]
     forward: tuple[str, ...]
     person_cues: tuple[str, ...] = ()
+    candidate_org_stop: tuple[str, ...] = ()
     consumer_families: tuple[str, ...] = ()
 
 
@@ -129,6 +131,7 @@ def _lexicon(raw: dict) -> Lexicon:
         forward=_tuple(raw.get("forward", {}).get("phrases")),
         person_cues=_tuple(raw.get("disambiguation", {}).get("person_cues")),
         consumer_families=_tuple(raw.get("disambiguation", {}).get("consumer_families")),
+        candidate_org_stop=_tuple(raw.get("candidates", {}).get("org_stop")),
     )
 
 
@@ -141,9 +144,18 @@ def load(watch=None) -> Gazetteer:
     products = {p["id"]: _product(p) for p in entities.get("product", [])}
     if watch is not None:
         _apply_watch(companies, products, watch)
-    digest = hashlib.sha256(entities_raw + lexicon_raw + repr(watch).encode()).hexdigest()[:12]
-    return Gazetteer(companies, products, _lexicon(tomllib.loads(lexicon_raw.decode("utf-8"))),
-                     version=digest)
+    lexicon = _lexicon(tomllib.loads(lexicon_raw.decode("utf-8")))
+    return Gazetteer(companies, products, lexicon, version=_version(entities_raw, lexicon, watch))
+
+
+def _version(entities_raw: bytes, lexicon: Lexicon, watch) -> str:
+    """What extraction depends on: the entities, the word lists it uses, the config watchlist.
+
+    The briefing's themes and forward-looking words are left out, so editing them does not
+    send every article back through extraction.
+    """
+    used = dataclasses.replace(lexicon, themes=(), forward=())
+    return hashlib.sha256(entities_raw + repr(used).encode() + repr(watch).encode()).hexdigest()[:12]
 
 
 def _find(entries: dict, wanted_id: str, name: str):
