@@ -47,7 +47,7 @@ def canonical_url(url: str) -> str:
         return url
     scheme = parts.scheme.lower()
     if not scheme or not host:
-        return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
+        return url
     netloc = host if ":" not in host else f"[{host}]"
     if parts.username or parts.password:
         netloc = f"{parts.netloc.rsplit('@', 1)[0]}@{netloc}"
@@ -56,7 +56,7 @@ def canonical_url(url: str) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
              if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS]
     path = parts.path or "/"
-    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
+    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), "")).strip()
 
 
 def html_to_text(markup: str | None) -> str:
