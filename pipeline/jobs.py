@@ -32,9 +32,13 @@ def say(line: str) -> None:
 
 
 @contextmanager
-def recorded_run(db, job: str) -> Iterator[dict]:
-    """A `runs` row for the job: 'running', then 'ok'/'failed' with its stats or error."""
-    run_id = store.start_run(db, job)
+def recorded_run(db, job: str, locked: bool = True) -> Iterator[dict]:
+    """A `runs` row for the job: 'running', then 'ok'/'failed' with its stats or error.
+
+    `locked`: the caller holds the job's lock (all jobs but brief), so a 'running' row left by a
+    killed process can be closed as 'interrupted'.
+    """
+    run_id = store.start_run(db, job, exclusive=locked)
     outcome: dict = {"status": "ok", "stats": {}}
     try:
         yield outcome
@@ -119,7 +123,7 @@ def brief_job(config: Config, week: str | None = None, out: Path | None = None,
     week = week or brief.last_complete_week(now or datetime.now(timezone.utc), tz)
     brief.parse_week(week)
     db = store.open_db(config.db_path)
-    with recorded_run(db, "brief") as run:
+    with recorded_run(db, "brief", locked=False) as run:
         archive = f"{config.brief.archive_url.rstrip('/')}/{week}.html" if config.brief.archive_url else None
         result = brief.write_briefing(db, gazetteer.load(config.watch), week, tz, config.out_dir, out, archive)
         run["stats"] = {"week": week, **{k: v for k, v in result.stats.items() if k != "companies"}}

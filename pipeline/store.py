@@ -320,8 +320,15 @@ def record_fetch(conn: sqlite3.Connection, feed_id: int, record: FetchRecord, no
 
 # ---- runs --------------------------------------------------------------------------------
 
-def start_run(db: sqlite_utils.Database, job: str) -> int:
+def start_run(db: sqlite_utils.Database, job: str, exclusive: bool = False) -> int:
+    """A 'running' row for the job. `exclusive`: the caller holds the job's lock, so an older
+    'running' row of this job belongs to a process that died; it is marked 'interrupted'."""
     with transaction(db) as conn:
+        if exclusive:
+            conn.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ?, "
+                "error = 'the process ended before recording an outcome (killed or crashed)' "
+                "WHERE job = ? AND status = 'running'", (utcnow(), job))
         cursor = conn.execute(
             "INSERT INTO runs (job, started_at, status) VALUES (?, ?, 'running')", (job, utcnow())
         )
