@@ -74,6 +74,7 @@ def init(ctx):
     db = store.connect(config.db_path)
     applied = store.migrate(db)
     store.sync_feeds(db, config.feeds)
+    db.conn.close()
     click.echo(f"database ready: {config.db_path}"
                + (f" (applied {', '.join(applied)})" if applied else " (schema up to date)"))
 

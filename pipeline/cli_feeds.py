@@ -28,7 +28,8 @@ def list_feeds(ctx):
     config = load_config(ctx)
     health = {}
     if config.db_path.exists():
-        health = {r["url"]: r for r in store.feed_rows(store.open_db(config.db_path))}
+        with store.opened(config.db_path) as db:
+            health = {r["url"]: r for r in store.feed_rows(db)}
     rows = []
     for feed in config.feeds:
         row = health.get(feed.url)

@@ -74,11 +74,13 @@ def run_demo(directory: Path) -> Path:
         path = directory / "config.toml"
         path.write_text(demo_config_text(base_url), encoding="utf-8")
         config = config_module.load(path)
-        store.migrate(store.connect(config.db_path))
+        with store.opened(config.db_path):   # `init`: the database and its schema
+            jobs.say(f"demo: database {config.db_path}")
         jobs.say(f"demo: serving {len(DEMO_FEEDS)} sample feeds at {base_url}")
         jobs.collect_job(config)
     jobs.extract_job(config)
-    week = demo_week(store.open_db(config.db_path), ZoneInfo(config.schedule.timezone))
+    with store.opened(config.db_path) as db:
+        week = demo_week(db, ZoneInfo(config.schedule.timezone))
     result = jobs.brief_job(config, week)
     jobs.say(f"brief: {result.week}: {result.headline}")
     return result.html_path

@@ -71,19 +71,19 @@ def _collect(config: Config, names: list[str] | None = None) -> collect.CollectS
     warning = collect.expat_warning()
     if warning:
         say(warning)
-    db = store.open_db(config.db_path)
-    with recorded_run(db, "collect") as run:
-        total = len(names) if names else len(config.feeds)
-        with progress_bar(total, "collect") as update:
-            summary = collect.collect(config, db, names, progress=lambda _o: update(1))
-        for outcome in summary.outcomes:
-            if outcome.error:
-                say(f"  {outcome.name}: {outcome.error}")
-        say(summary.line())
-        run["stats"] = summary.stats()
-        if summary.failed:
-            run["status"], run["error"] = "partial", f"{summary.failed} feeds failed"
-    store.checkpoint(db)
+    with store.opened(config.db_path) as db:
+        with recorded_run(db, "collect") as run:
+            total = len(names) if names else len(config.feeds)
+            with progress_bar(total, "collect") as update:
+                summary = collect.collect(config, db, names, progress=lambda _o: update(1))
+            for outcome in summary.outcomes:
+                if outcome.error:
+                    say(f"  {outcome.name}: {outcome.error}")
+            say(summary.line())
+            run["stats"] = summary.stats()
+            if summary.failed:
+                run["status"], run["error"] = "partial", f"{summary.failed} feeds failed"
+        store.checkpoint(db)
     return summary
 
 
@@ -97,15 +97,15 @@ def extract_job(config: Config, everything: bool = False) -> extract.ExtractSumm
 
 
 def _extract(config: Config, everything: bool = False) -> extract.ExtractSummary:
-    db = store.open_db(config.db_path)
     extractor = make_extractor(config)
-    with recorded_run(db, "extract") as run:
-        total = store.count_to_extract(db, extractor.version, everything)
-        with progress_bar(total, "extract") as update:
-            summary = extract.run_extract(db, extractor, everything, progress=update)
-        say(summary.line())
-        run["stats"] = summary.stats()
-    store.checkpoint(db)
+    with store.opened(config.db_path) as db:
+        with recorded_run(db, "extract") as run:
+            total = store.count_to_extract(db, extractor.version, everything)
+            with progress_bar(total, "extract") as update:
+                summary = extract.run_extract(db, extractor, everything, progress=update)
+            say(summary.line())
+            run["stats"] = summary.stats()
+        store.checkpoint(db)
     return summary
 
 
@@ -122,9 +122,8 @@ def brief_job(config: Config, week: str | None = None, out: Path | None = None,
     tz = ZoneInfo(config.schedule.timezone)
     week = week or brief.last_complete_week(now or datetime.now(timezone.utc), tz)
     brief.parse_week(week)
-    db = store.open_db(config.db_path)
-    with recorded_run(db, "brief", locked=False) as run:
-        archive = f"{config.brief.archive_url.rstrip('/')}/{week}.html" if config.brief.archive_url else None
+    archive = f"{config.brief.archive_url.rstrip('/')}/{week}.html" if config.brief.archive_url else None
+    with store.opened(config.db_path) as db, recorded_run(db, "brief", locked=False) as run:
         result = brief.write_briefing(db, gazetteer.load(config.watch), week, tz, config.out_dir, out, archive)
         run["stats"] = {"week": week, **{k: v for k, v in result.stats.items() if k != "companies"}}
     return result
@@ -146,13 +145,13 @@ def send_job(config: Config, week: str | None = None, dry_run: bool = False, for
     week = week or brief.last_complete_week(now, ZoneInfo(config.schedule.timezone))
     brief.parse_week(week)
     if dry_run:
-        briefing = _briefing(config, store.open_db(config.db_path), week, now)
+        with store.opened(config.db_path) as db:
+            briefing = _briefing(config, db, week, now)
         report = deliver.preview_week(briefing, config.email.from_, recipients,
                                       deliver.FileTransport(config.resolve(OUTBOX)), now)
     else:
         transport = _transport(config)
-        with lock.hold(config.db_path, "send"):
-            db = store.open_db(config.db_path)
+        with lock.hold(config.db_path, "send"), store.opened(config.db_path) as db:
             report = _deliver(config, db, _briefing(config, db, week, now), recipients, transport, now, force)
     _say_report(report)
     return report
@@ -167,8 +166,7 @@ def retry_job(config: Config, now: datetime | None = None) -> list[deliver.Deliv
     deliver.check_addresses(config.email, config.path.name)
     transport = _transport(config)
     reports = []
-    with lock.hold(config.db_path, "send"):
-        db = store.open_db(config.db_path)
+    with lock.hold(config.db_path, "send"), store.opened(config.db_path) as db:
         due = deliver.due_retries(db, now, config.email.max_attempts)
         for week, recipients in due.items():
             due_addresses = {_address(r) for r in recipients}

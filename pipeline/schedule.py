@@ -107,11 +107,8 @@ def catch_up_week(config: Config, db, now: datetime) -> str | None:
 @contextmanager
 def database(config: Config) -> Iterator:
     """A connection of this thread's own (sqlite3 objects stay in their thread), closed after use."""
-    db = store.open_db(config.db_path)
-    try:
+    with store.opened(config.db_path) as db:
         yield db
-    finally:
-        db.conn.close()
 
 
 # ---- running steps -----------------------------------------------------------------------------

@@ -111,6 +111,17 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
     return db
 
 
+@contextmanager
+def opened(path: Path | str) -> Iterator[sqlite_utils.Database]:
+    """`open_db` for the length of a job: the connection is closed when the job ends, so a
+    long-lived process (the daemon, a test runner) does not collect open database handles."""
+    db = open_db(path)
+    try:
+        yield db
+    finally:
+        db.conn.close()
+
+
 def checkpoint(db: sqlite_utils.Database) -> None:
     """Fold the WAL back into the main file so it does not grow without bound.
 
