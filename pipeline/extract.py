@@ -102,7 +102,7 @@ def _phrase_regex(phrases: Iterable[str]) -> re.Pattern:
     words = sorted({for_matching(p).strip() for p in phrases if p.strip()}, key=len, reverse=True)
     if not words:
         return re.compile(r"(?!x)x")
-    return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(w) for w in words) + r")(?![\w-])")
+    return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(w) for w in words) + r")s?(?![\w-])")
 
 
 def product_variants(surface: str) -> set[str]:
@@ -363,12 +363,13 @@ class Extractor:
         weak = len(set(self._weak.findall(lower)) - set(self._ai.findall(lower)))
         companies = {m.name for m in mentions if m.kind == "company"}
         ai = bool(self._ai.search(lower)) or bool(companies & self._ai_companies)
-        chipmaker = bool(companies & self._chip_companies)
+        chipmakers = len(companies & self._chip_companies)
         off = len(set(self._off.findall(lower)))
         title_strong = bool(self._strong.search(title)) or any(
             m.kind == "product" and m.start < len(title) for m in mentions)
-        x = (-3.2 + 2.6 * (products > 0) + 0.6 * min(max(products - 1, 0), 2) + 0.9 * min(strong, 3)
-             + 0.25 * min(weak, 6) + 1.0 * ai + 0.5 * chipmaker + 0.8 * title_strong - 0.7 * min(off, 3))
+        x = (-3.2 + 2.6 * (products > 0) + 0.6 * min(max(products - 1, 0), 2)
+             + 1.5 * (strong > 0) + 0.6 * min(max(strong - 1, 0), 2) + 0.25 * min(weak, 6) + 1.0 * ai
+             + 0.5 * min(chipmakers, 2) + 0.8 * title_strong - 0.7 * min(off, 3))
         return 1.0 / (1.0 + math.exp(-x))
 
     # ---- new names ---------------------------------------------------------------------
