@@ -156,13 +156,13 @@ def normalize_entry(raw, feed_url: str, tz: ZoneInfo, now: datetime) -> Entry | 
     link = _entry_link(raw, guid, feed_url)
     if not (title or summary or link):
         return None
-    published = entry_datetime(raw, now)
+    published, dated = entry_datetime(raw, now)
     url = canonical_url(link) if link else _synthetic_url(feed_url, guid, title, published)
     author = one_line(html_to_text(raw.get("author", ""))) or None
     return Entry(
         url=url, guid=guid[:1000] if guid else None, title=title or _fallback_title(summary),
         summary=summary[:20_000], content=content, author=author[:200] if author else None,
-        published_at=published.isoformat(), week=iso_week(published, tz),
+        published_at=published.isoformat(), week=iso_week(published, tz), dated=dated,
     )
 
 
@@ -206,8 +206,9 @@ def _content_text(raw) -> str:
     return max(texts, key=len, default="")
 
 
-def entry_datetime(raw, now: datetime) -> datetime:
-    """Published (else updated) time in UTC; the fetch time when missing or absurd."""
+def entry_datetime(raw, now: datetime) -> tuple[datetime, bool]:
+    """Published (else updated) time in UTC, and whether the feed gave it; the fetch time when
+    the date is missing or absurd."""
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = raw.get(key)
         if not value:
@@ -217,5 +218,5 @@ def entry_datetime(raw, now: datetime) -> datetime:
         except (OverflowError, ValueError, TypeError, OSError):
             continue
         if moment.year >= 1990 and moment <= now + timedelta(days=1):
-            return moment.replace(microsecond=0)
-    return now.replace(microsecond=0)
+            return moment.replace(microsecond=0), True
+    return now.replace(microsecond=0), False

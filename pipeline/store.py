@@ -171,6 +171,7 @@ class Entry:
     published_at: str | None
     week: str | None
     full_text: str | None = None
+    dated: bool = True          # False: published_at is the fetch time, the feed gave no date
 
     @property
     def stored_content(self) -> str:
@@ -179,12 +180,14 @@ class Entry:
 
     @property
     def content_hash(self) -> str:
-        return _hash(self.title, self.summary, self.content, self.author or "", self.published_at or "")
+        date = (self.published_at or "") if self.dated else ""
+        return _hash(self.title, self.summary, self.content, self.author or "", date)
 
     @property
     def identity_hash(self) -> str:
         """Last-resort identity for entries with neither a stable URL nor a GUID."""
-        return _hash(self.title.casefold().strip(), (self.published_at or "")[:10])
+        date = (self.published_at or "")[:10] if self.dated else ""
+        return _hash(self.title.casefold().strip(), date)
 
 
 def _hash(*parts: str) -> str:
@@ -285,8 +288,8 @@ def _update_article(conn: sqlite3.Connection, article_id: int, entry: Entry, now
         "extracted_at = CASE WHEN ? THEN NULL ELSE extracted_at END, "
         "extractor_version = CASE WHEN ? THEN NULL ELSE extractor_version END WHERE id = ?",
         (bool(url_taken), entry.url, entry.guid, entry.title, entry.summary, entry.stored_content,
-         entry.author, entry.published_at, entry.week, now, entry.content_hash,
-         entry.identity_hash, reextract, reextract, article_id),
+         entry.author, entry.published_at if entry.dated else None, entry.week if entry.dated else None,
+         now, entry.content_hash, entry.identity_hash, reextract, reextract, article_id),
     )
 
 

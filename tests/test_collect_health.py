@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import time_machine
 from werkzeug import Response
 
 from pipeline import store
@@ -149,3 +150,17 @@ def test_full_text_pages_are_fetched_through_the_guard(tmp_path, httpserver, chi
     assert "supply of HBM memory remains the main constraint" in contents["Nvidia books more H200 orders"]
     assert "Menu" not in contents["Nvidia books more H200 orders"]
     assert contents["Internal"] == ITEM["description"]
+
+
+def test_an_undated_entry_keeps_its_first_date_and_is_not_updated_again(tmp_path, httpserver, chipwatch):
+    undated = {k: v for k, v in ITEM.items() if k != "date"}
+    httpserver.expect_request("/feed").respond_with_data(rss([undated]), content_type="application/rss+xml")
+    path = write_config(tmp_path, [("F", httpserver.url_for("/feed"))])
+    chipwatch(path, "collect")
+    chipwatch(path, "extract")
+    first = store.connect(tmp_path / "db/test.db").execute("SELECT published_at FROM articles").fetchone()[0]
+    with time_machine.travel(datetime.now(timezone.utc) + timedelta(hours=3)):
+        again = chipwatch(path, "collect", "--feed", "F")
+    assert "0 new and 0 updated" in again.output
+    row = store.connect(tmp_path / "db/test.db").execute("SELECT published_at, extracted_at FROM articles").fetchone()
+    assert row[0] == first and row[1] is not None
