@@ -10,7 +10,7 @@ import calendar
 import hashlib
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -139,7 +139,28 @@ def parse_feed(body: bytes, url: str, content_type_header: str = "", tz: ZoneInf
                           + (f"; {bozo}" if bozo else "") + ")")
     feed_title = one_line(html_to_text(parsed.feed.get("title", "")))
     entries = [normalize_entry(e, url, tz, now) for e in parsed.entries]
-    return ParsedFeed(feed_title, [e for e in entries if e is not None], bozo, None, _ttl_s(parsed.feed))
+    entries = separate_shared_links([e for e in entries if e is not None], url)
+    return ParsedFeed(feed_title, entries, bozo, None, _ttl_s(parsed.feed))
+
+
+def separate_shared_links(entries: list[Entry], feed_url: str) -> list[Entry]:
+    """Some feeds give every item the same link (their home page). Those entries keep their own
+    identity through their GUID (or title and date) instead of collapsing into one article."""
+    by_url: dict[str, list[int]] = {}
+    for i, entry in enumerate(entries):
+        by_url.setdefault(entry.url, []).append(i)
+    result = list(entries)
+    for indexes in by_url.values():
+        if len({(entries[i].guid, entries[i].title) for i in indexes}) < 2:
+            continue
+        guids = [entries[i].guid for i in indexes]
+        for i in indexes:
+            entry = entries[i]
+            unique_guid = entry.guid and guids.count(entry.guid) == 1 and _is_web_url(entry.guid)
+            url = (canonical_url(entry.guid) if unique_guid else
+                   _synthetic_url(feed_url, entry.guid, entry.title, datetime.fromisoformat(entry.published_at)))
+            result[i] = replace(entry, url=url)
+    return result
 
 
 def _ttl_s(feed) -> float | None:

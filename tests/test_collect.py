@@ -96,3 +96,16 @@ def test_canonical_url():
     assert canonical_url("HTTPS://Example.COM:443/a/b?utm_source=x&q=1&gclid=2#frag") == "https://example.com/a/b?q=1"
     assert canonical_url("http://example.com") == "http://example.com/"
     assert canonical_url("http://example.com:8080/x") == "http://example.com:8080/x"
+
+
+def test_items_sharing_one_link_stay_separate_articles(tmp_path, httpserver, chipwatch):
+    items = [{"title": f"Chip note {i}", "link": "https://blog.example/", "guid": f"note-{i}",
+              "date": f"Tue, 23 Jul 2024 1{i}:00:00 GMT", "description": f"Trainium2 note number {i}."}
+             for i in range(3)]
+    httpserver.expect_request("/feed.xml").respond_with_data(rss(items), content_type="application/rss+xml")
+    path = write_config(tmp_path, [("Blog", httpserver.url_for("/feed.xml"))])
+    chipwatch(path, "collect")
+    second = chipwatch(path, "collect")
+    assert "0 new and 0 updated" in second.output
+    titles = sorted(a["title"] for a in articles(tmp_path / "db/test.db"))
+    assert titles == ["Chip note 0", "Chip note 1", "Chip note 2"]
