@@ -10,8 +10,7 @@ import re
 from datetime import date
 from typing import TYPE_CHECKING
 
-from .brief_text import phrase_pattern
-from .gazetteer import Lexicon
+from .gazetteer import Lexicon, phrase_pattern
 
 if TYPE_CHECKING:
     from .brief_compose import Analysis
@@ -276,14 +275,14 @@ def _noise(candidate: dict, vocabulary: set[str], outlets: set[str]) -> bool:
             or _not_a_chip(name, candidate.get("sentence") or ""))
 
 
-def why_new(candidate: dict, chip_context: re.Pattern | None) -> str | None:
+def why_new(candidate: dict, chip_context: re.Pattern) -> str | None:
     """The rule that makes a candidate look like a chip or a chip company, if any."""
     name, sentence = candidate["surface"], candidate.get("sentence") or ""
     if any(ch.isdigit() for ch in name) and _next_to_chip_noun(name, sentence):
         return "model number next to a chip word"
     if candidate["label"] == "ORG" and any(w in CHIP_COMPANY_WORDS for w in name.lower().split()):
         return "chip-company name"
-    if candidate["n_articles"] >= 2 and chip_context and chip_context.search(sentence.lower()):
+    if candidate["n_articles"] >= 2 and chip_context.search(sentence.lower()):
         return f"in {candidate['n_articles']} articles about chips"
     return None
 

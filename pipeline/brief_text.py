@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .gazetteer import Lexicon
+from .gazetteer import Lexicon, phrase_pattern
 from .normalize import one_line
 
 MIN_QUOTE, MAX_QUOTE = 60, 280
@@ -59,17 +59,6 @@ def readable(text: str) -> bool:
     return digits < 0.12 and text.count(":") <= 1 and balanced
 
 
-def phrase_pattern(phrases: Iterable[str]) -> re.Pattern | None:
-    phrases = sorted(set(phrases), key=len, reverse=True)
-    if not phrases:
-        return None
-    return re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, phrases)) + r")(?![\w-])")
-
-
-def distinct_hits(pattern: re.Pattern | None, text: str) -> int:
-    return len(set(pattern.findall(text.lower()))) if pattern else 0
-
-
 def word_set(text: str) -> frozenset[str]:
     return frozenset(_WORDS.findall(text.lower()))
 
@@ -94,10 +83,10 @@ class Vocabulary:
     longest wins, and a phrase listed under two themes counts for both.
     """
 
-    phrases: re.Pattern | None
+    phrases: re.Pattern
     themes_of: dict[str, tuple[str, ...]]      # phrase -> the themes that list it
     titles: dict[str, str]
-    forward: re.Pattern | None
+    forward: re.Pattern
 
     @classmethod
     def from_lexicon(cls, lexicon: Lexicon) -> Vocabulary:
@@ -111,7 +100,7 @@ class Vocabulary:
     def theme_hits(self, text: str) -> dict[str, int]:
         """Theme id -> how many different phrases of it the text contains."""
         hits: dict[str, int] = {}
-        for phrase in set(self.phrases.findall(text.lower())) if self.phrases else ():
+        for phrase in set(self.phrases.findall(text.lower())):
             for theme in self.themes_of[phrase]:
                 hits[theme] = hits.get(theme, 0) + 1
         return hits
@@ -135,7 +124,7 @@ def article_sentences(article: dict, mentions: list[dict], vocabulary: Vocabular
         sentence = Sentence(text, article["id"], position, names, early, readable=readable(text))
         if names and sentence.readable:
             sentence.themes = vocabulary.theme_hits(text)
-            sentence.forward = bool(distinct_hits(vocabulary.forward, text))
+            sentence.forward = bool(vocabulary.forward.search(text.lower()))
         result.append(sentence)
     return result
 

@@ -59,10 +59,6 @@ def config_option(func):
                         help="config.toml to use")(func)
 
 
-def open_database(config: config_module.Config):
-    return store.open_db(config.db_path)
-
-
 # ---- commands ----------------------------------------------------------------------------
 
 @command()

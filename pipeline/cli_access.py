@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import click
 
-from . import access
-from .cli import command, config_option, load_config, open_database
+from . import access, store
+from .cli import command, config_option, load_config
 
 TERMINAL_MARKS = ("\x1b[1m", "\x1b[0m")   # bold on, bold off
 
@@ -56,7 +56,8 @@ def search(ctx, words, company, product, since, week, relevant_only, limit, as_j
     text = " ".join(words)
     filters = access.SearchFilters(company, product, since, week, relevant_only, limit)
     marks = TERMINAL_MARKS if on_terminal() and not as_json else access.PLAIN_MARKS
-    hits = access.search(open_database(load_config(ctx)).conn, text, filters, marks)
+    with store.opened(load_config(ctx).db_path) as db:
+        hits = access.search(db.conn, text, filters, marks)
     if as_json:
         click.echo(json.dumps(hits, ensure_ascii=False, indent=2))
         return
@@ -75,9 +76,9 @@ def export(ctx, week, everything, fmt, out):
     """Articles with their companies, products and story, as CSV, JSON or JSON lines."""
     if bool(week) == everything:
         raise click.UsageError("give either --week YYYY-Www or --all")
-    conn = open_database(load_config(ctx)).conn
-    with click.open_file(out or "-", "w", encoding="utf-8", atomic=bool(out)) as stream:
-        count = access.write_export(access.export_records(conn, week), fmt, stream)
+    with store.opened(load_config(ctx).db_path) as db, \
+            click.open_file(out or "-", "w", encoding="utf-8", atomic=bool(out)) as stream:
+        count = access.write_export(access.export_records(db.conn, week), fmt, stream)
     click.echo(f"export: {count} article{'s' if count != 1 else ''} ({week or 'all weeks'})"
                + (f" -> {out}" if out else ""), err=True)
 
@@ -88,4 +89,5 @@ def export(ctx, week, everything, fmt, out):
 def status(ctx):
     """Feed health, last runs, counts, next scheduled runs."""
     config = load_config(ctx)
-    click.echo(access.status_report(config, open_database(config), datetime.now(timezone.utc)))
+    with store.opened(config.db_path) as db:
+        click.echo(access.status_report(config, db, datetime.now(timezone.utc)))

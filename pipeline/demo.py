@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from collections.abc import Iterator
@@ -32,23 +32,33 @@ def feeds_dir() -> Path:
     return Path(str(resources.files("pipeline.demo_feeds")))
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that does not log every request to stderr."""
+
     def log_message(self, format, *args):  # noqa: A002 - signature fixed by http.server
         pass
 
 
+class _QuietFiles(QuietHandler, SimpleHTTPRequestHandler):
+    pass
+
+
 @contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
-    """Serve a folder on 127.0.0.1 (a free port) for the duration; yields the base URL."""
-    handler = partial(_QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def serve(handler, host: str = "127.0.0.1") -> Iterator[str]:
+    """A threaded HTTP server on a free port of `host`, ready when it yields the base URL."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def serve_directory(directory: Path):
+    """Serve a folder on 127.0.0.1 for the duration; yields the base URL."""
+    return serve(partial(_QuietFiles, directory=str(directory)))
 
 
 def demo_config_text(base_url: str) -> str:

@@ -23,7 +23,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from . import store
-from .gazetteer import Company, Gazetteer, Product
+from .gazetteer import Company, Gazetteer, Product, phrase_pattern
 
 EXTRACTOR_CODE_VERSION = "3"
 COMPANY = "CW_COMPANY"
@@ -99,10 +99,8 @@ def for_matching(text: str) -> str:
 
 
 def _phrase_regex(phrases: Iterable[str]) -> re.Pattern:
-    words = sorted({for_matching(p).strip() for p in phrases if p.strip()}, key=len, reverse=True)
-    if not words:
-        return re.compile(r"(?!x)x")
-    return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(w) for w in words) + r")s?(?![\w-])")
+    """A lexicon list as matched against `for_matching` text, plurals included."""
+    return phrase_pattern((for_matching(p).strip() for p in phrases), plurals=True)
 
 
 def product_variants(surface: str) -> set[str]:
@@ -233,18 +231,25 @@ class Extractor:
         if batch:
             yield from self._analyze_chunk(batch)
 
-    def _analyze_chunk(self, texts: list[str]) -> list[Analysis]:
+    @cached_property
+    def _passes(self) -> tuple[list[str], list[str]]:
+        """(cheap components, statistical components) of the pipeline, in pipeline order."""
         cheap = [n for n in self.nlp.pipe_names if n in ("sentencizer", "gazetteer_loose", "gazetteer_exact")]
-        stat = [n for n in self.nlp.pipe_names if n not in cheap]
+        return cheap, [n for n in self.nlp.pipe_names if n not in cheap]
+
+    def _analyze_chunk(self, texts: list[str]) -> list[Analysis]:
+        cheap, stat = self._passes
         with self.nlp.select_pipes(enable=cheap):
             docs = list(self.nlp.pipe(texts, batch_size=256))
-        judged = [self._judge(doc) for doc in docs]
+        sentences = [_Sentences(doc) for doc in docs]
+        judged = [self._judge(doc, sents) for doc, sents in zip(docs, sentences)]
         needs_model = [i for i, (_, score) in enumerate(judged) if score >= CANDIDATE_SCORE and stat]
         model_docs = dict(zip(needs_model, self._run_stat([docs[i] for i in needs_model], stat)))
         results = []
         for i, doc in enumerate(docs):
             mentions, score = judged[i]
-            candidates = self._candidates(model_docs.get(i, doc), mentions) if score >= CANDIDATE_SCORE else ()
+            candidates = (self._candidates(model_docs.get(i, doc), mentions, sentences[i])
+                          if score >= CANDIDATE_SCORE else ())
             results.append(Analysis(tuple(mentions), score, score >= RELEVANCE_THRESHOLD, tuple(candidates)))
         return results
 
@@ -255,8 +260,7 @@ class Extractor:
 
     # ---- linking and disambiguation --------------------------------------------------
 
-    def _judge(self, doc: Doc) -> tuple[list[Mention], float]:
-        sents = _Sentences(doc)
+    def _judge(self, doc: Doc, sents: _Sentences) -> tuple[list[Mention], float]:
         spans = [s for s in doc.ents if s.label_ in (COMPANY, PRODUCT)]
         companies_near = self._company_sentences(spans, sents)
         mentions = []
@@ -374,10 +378,9 @@ class Extractor:
 
     # ---- new names ---------------------------------------------------------------------
 
-    def _candidates(self, doc: Doc, mentions: list[Mention]) -> list[Candidate]:
+    def _candidates(self, doc: Doc, mentions: list[Mention], sents: _Sentences) -> list[Candidate]:
         """Chip-like names we do not know yet, from sentences that talk about chips."""
         known = [(m.start, m.end) for m in mentions]
-        sents = _Sentences(doc)
         chip_sentences = {i for i, sent in enumerate(sents.sents) if self._chip.search(for_matching(sent.text))}
         found: dict[str, Candidate] = {}
         for i in sorted(chip_sentences):

@@ -104,13 +104,6 @@ def catch_up_week(config: Config, db, now: datetime) -> str | None:
     return None if week_done(config, db, week) else week
 
 
-@contextmanager
-def database(config: Config) -> Iterator:
-    """A connection of this thread's own (sqlite3 objects stay in their thread), closed after use."""
-    with store.opened(config.db_path) as db:
-        yield db
-
-
 # ---- running steps -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -159,7 +152,7 @@ class Daemon:
     def job(self, name: str, now: datetime | None = None) -> None:
         """What APScheduler calls for the job `name`."""
         now = now or datetime.now(timezone.utc)
-        with database(self.config) as db:
+        with store.opened(self.config.db_path) as db:   # this thread's own connection
             if name == "run":
                 steps = run_steps(self.config, db, now)
             else:
@@ -169,7 +162,7 @@ class Daemon:
 
     def catch_up(self, now: datetime) -> str | None:
         """Do a briefing the daemon missed while it was not running; the week done, or None."""
-        with database(self.config) as db:
+        with store.opened(self.config.db_path) as db:   # this thread's own connection
             week = catch_up_week(self.config, db, now)
             steps = briefing_steps(self.config, db, week) if week else []
         if week is None:

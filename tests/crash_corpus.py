@@ -21,8 +21,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from xml.sax.saxutils import escape
+
+from pipeline.demo import QuietHandler
 
 N_FEEDS = 10
 PER_FEED = 80
@@ -187,7 +189,7 @@ class FeedServer:
         etags = {path: f'"{hashlib.sha1(body).hexdigest()[:16]}"' for path, body in documents.items()}
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):  # noqa: N802 - the http.server API
@@ -217,9 +219,6 @@ class FeedServer:
                         self.wfile.write(body)
                     except (BrokenPipeError, ConnectionResetError):
                         pass                # the client was killed mid-answer: that is the test
-
-            def log_message(self, *args):   # quiet
-                pass
 
         self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

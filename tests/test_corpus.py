@@ -6,12 +6,11 @@ import asyncio
 import csv
 import resource
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import Thread
 
 import pytest
 
 from pipeline import collect, fetch
+from pipeline.demo import QuietHandler, serve
 from pipeline.normalize import parse_feed
 
 from .conftest import SHARED
@@ -38,7 +37,7 @@ def served_headers(row: dict) -> dict[str, str]:
     return headers
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     routes: dict[str, tuple[bytes, dict[str, str]]] = {}
 
     def do_GET(self):  # noqa: N802 - http.server's naming
@@ -49,9 +48,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +61,10 @@ def corpus_results():
             headers["Content-Encoding"] = "gzip"   # half as a real server would, half as a bare .gz file
         routes[f"/{i}"] = (body, headers)
     _Handler.routes = routes
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     policy = fetch.FetchPolicy(timeout_s=10, max_bytes=10_000_000, user_agent="t",
                                allow_private_hosts=frozenset({"127.0.0.1"}))
 
-    async def fetch_all():
+    async def fetch_all(base: str):
         async with fetch.client(policy) as http:
             semaphore = asyncio.Semaphore(16)
 
@@ -80,13 +73,13 @@ def corpus_results():
                     return await fetch.fetch(http, f"{base}/{i}", policy, guard_first=False)
             return await asyncio.gather(*(one(i) for i in range(len(rows))))
     started = time.monotonic()
-    fetched = asyncio.run(fetch_all())
+    with serve(_Handler) as base:
+        fetched = asyncio.run(fetch_all(base))
     results = []
     for row, result in zip(rows, fetched):
         assert result.ok, (row["path"], result.error)
         body = collect.gunzip_capped(result.body, policy.max_bytes)
         results.append((row, parse_feed(body, result.url, result.headers.get("content-type", ""))))
-    server.shutdown()
     print(f"\ncorpus: {len(rows)} feeds in {time.monotonic() - started:.1f} s")
     return results
 

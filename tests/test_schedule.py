@@ -16,7 +16,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from click.testing import CliRunner
 
-from pipeline import cli, jobs, lock, schedule
+from pipeline import cli, jobs, lock, schedule, store
 from pipeline.config import load
 
 from .conftest import write_config
@@ -66,7 +66,7 @@ def test_a_daemon_started_tuesday_after_a_missed_monday_sends_once(tmp_path, chi
 
 def test_catch_up_waits_for_the_briefing_time(tmp_path, chipwatch):
     config = daemon_config(tmp_path, chipwatch)
-    with schedule.database(config) as db:
+    with store.opened(config.db_path) as db:
         assert schedule.catch_up_week(config, db, MONDAY_0630) is None     # 07:00 has not come yet
         assert schedule.catch_up_week(config, db, MONDAY_0730) == W30
 
@@ -95,7 +95,7 @@ def test_the_briefing_job_fired_twice_in_a_week_sends_once(tmp_path, chipwatch, 
 def test_the_run_job_retries_failed_deliveries_once_their_backoff_is_over(tmp_path, chipwatch):
     config = daemon_config(tmp_path, chipwatch)
     jobs.send_job(config, W30, now=TUESDAY)             # nothing listens on the port: both fail
-    with schedule.database(config) as db:
+    with store.opened(config.db_path) as db:
         assert schedule.run_steps(config, db, TUESDAY + timedelta(minutes=5)) == [("run",)]
         assert schedule.run_steps(config, db, TUESDAY + timedelta(minutes=16)) == [("run",), ("send", "--retry")]
         off = dataclasses.replace(config, email=dataclasses.replace(config.email, enabled=False))

@@ -28,10 +28,11 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from pipeline.demo import QuietHandler, serve
 
 from .conftest import rss, write_config
 
@@ -87,10 +88,11 @@ class ChangingFeeds:
                 self.served[item["link"]] = item["title"]
             return 200, etag, rss(items, title=f"Soak feed {feed}")
 
-    def serve(self) -> ThreadingHTTPServer:
+    def serve(self):
+        """The feeds on a loopback HTTP server; a context manager yielding its base URL."""
         feeds = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802 - the http.server API
                 try:
                     feed = int(self.path.removeprefix("/feed/").removesuffix(".xml"))
@@ -107,13 +109,7 @@ class ChangingFeeds:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args):
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
+        return serve(Handler)
 
 
 def read_samples(path: Path) -> list[dict]:
@@ -125,33 +121,30 @@ def read_samples(path: Path) -> list[dict]:
 def soak(tmp_path: Path, cycles: int) -> tuple[list[dict], str, ChangingFeeds, float]:
     """Run the daemon until it has done `cycles` runs, then SIGTERM it; (samples, log, feeds, seconds)."""
     feeds = ChangingFeeds()
-    server = feeds.serve()
-    port = server.server_address[1]
-    config = write_config(tmp_path, [(f"Soak feed {k}", f"http://127.0.0.1:{port}/feed/{k}.xml")
-                                     for k in range(FEEDS)], extra=SCHEDULE)
-    samples, log = tmp_path / "samples.jsonl", tmp_path / "daemon.log"
-    subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main(prog_name='chipwatch')",
-                    "--config", str(config), "init"], check=True, capture_output=True)
-    started = time.monotonic()
-    deadline = started + 60 + 6 * cycles
-    with log.open("w", encoding="utf-8") as stderr:
-        daemon = subprocess.Popen([sys.executable, str(HARNESS), str(config), str(samples), str(INTERVAL_S)],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                  cwd=tmp_path)
-    try:
-        while len(read_samples(samples)) < cycles:
-            assert daemon.poll() is None, f"the daemon exited ({daemon.returncode}):\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"{len(read_samples(samples))} of {cycles} cycles in time"
-            time.sleep(0.2)
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=120) == 0, log.read_text()[-3000:]
-        seconds = time.monotonic() - started
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
-        server.shutdown()
-        server.server_close()
+    with feeds.serve() as base:
+        config = write_config(tmp_path, [(f"Soak feed {k}", f"{base}/feed/{k}.xml")
+                                         for k in range(FEEDS)], extra=SCHEDULE)
+        samples, log = tmp_path / "samples.jsonl", tmp_path / "daemon.log"
+        subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main(prog_name='chipwatch')",
+                        "--config", str(config), "init"], check=True, capture_output=True)
+        started = time.monotonic()
+        deadline = started + 60 + 6 * cycles
+        with log.open("w", encoding="utf-8") as stderr:
+            daemon = subprocess.Popen([sys.executable, str(HARNESS), str(config), str(samples), str(INTERVAL_S)],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                      cwd=tmp_path)
+        try:
+            while len(read_samples(samples)) < cycles:
+                assert daemon.poll() is None, f"the daemon exited ({daemon.returncode}):\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"{len(read_samples(samples))} of {cycles} cycles in time"
+                time.sleep(0.2)
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=120) == 0, log.read_text()[-3000:]
+            seconds = time.monotonic() - started
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
     return read_samples(samples), log.read_text(encoding="utf-8"), feeds, seconds
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -87,6 +88,17 @@ class Gazetteer:
 
     def company_of(self, product: Product) -> Company | None:
         return self.companies.get(product.company)
+
+
+def phrase_pattern(phrases: Iterable[str], plurals: bool = False) -> re.Pattern:
+    """One regex for a word list: any of the phrases as whole words, the longest first, so
+    `findall` returns the phrases found. `plurals` also takes a trailing "s" ("GPUs").
+    An empty list gives a pattern that matches nothing."""
+    words = sorted({p for p in phrases if p}, key=len, reverse=True)
+    if not words:
+        return re.compile(r"(?!x)x")
+    suffix = "s?" if plurals else ""
+    return re.compile(r"(?<![\w-])((?:" + "|".join(map(re.escape, words)) + ")" + suffix + r")(?![\w-])")
 
 
 def slug(name: str) -> str:

@@ -7,12 +7,13 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from pipeline import config as config_module
 from pipeline import store
 from pipeline.collect import collect
+from pipeline.demo import QuietHandler, serve
 
 from ..bench import Figure, peak_memory_mb
 
@@ -32,7 +33,7 @@ def feed_body(host: str, n: int) -> bytes:
             f"<link>https://example.org/</link><description>d</description>{items}</channel></rss>").encode()
 
 
-class SlowFeedHandler(BaseHTTPRequestHandler):
+class SlowFeedHandler(QuietHandler):
     """Every answer waits DELAY_S; ETags make the second round all 304."""
 
     def do_GET(self):  # noqa: N802
@@ -50,8 +51,6 @@ class SlowFeedHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args):
-        pass
 
 
 def _serve_forever(hosts: list[str], handler, ports) -> None:
@@ -76,18 +75,6 @@ def serve_elsewhere(hosts: list[str], handler):
     finally:
         process.terminate()
         process.join()
-
-
-@contextmanager
-def serve(host: str, handler):
-    server = ThreadingHTTPServer((host, 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def write_config(directory: Path, feeds: list[tuple[str, str]], allow: list[str]) -> Path:
@@ -115,7 +102,7 @@ def bench_concurrency() -> list[Figure]:
         ]
 
 
-class CorpusHandler(BaseHTTPRequestHandler):
+class CorpusHandler(QuietHandler):
     files: list[Path] = []
 
     def do_GET(self):  # noqa: N802
@@ -126,16 +113,14 @@ class CorpusHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args):
-        pass
 
 
 def bench_corpus_memory() -> list[Figure]:
     files = sorted(p for p in CORPUS.rglob("*")
                    if p.is_file() and p.suffix != ".md" and p.name != "MANIFEST.tsv" and "LICENSES" not in p.parts)
     CorpusHandler.files = files
-    with tempfile.TemporaryDirectory() as tmp, serve("127.0.0.1", CorpusHandler) as port:
-        feeds = [(f"corpus-{i}", f"http://127.0.0.1:{port}/{i}") for i in range(len(files))]
+    with tempfile.TemporaryDirectory() as tmp, serve(CorpusHandler) as base:
+        feeds = [(f"corpus-{i}", f"{base}/{i}") for i in range(len(files))]
         path = write_config(Path(tmp), feeds, ["127.0.0.1"])
         started = time.monotonic()
         peak_mb = peak_memory_mb(
